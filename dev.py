@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Set up dealsite and run its main job or its tests, with nothing but Python installed.
+
+    python3 dev.py run [update_recent_deals options]   # install, migrate, ingest deals
+    python3 dev.py test [pytest options]               # install, run the test suite
+
+Both create the virtual environment in .venv when it is missing and reinstall
+requirements.txt only when that file changed, so they are cheap to repeat.
+With no KEEPA_API_KEY set, `run` starts the local Keepa sandbox and ingests
+its deals instead of calling the real API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("DEALSITE_VENV", ROOT / ".venv"))
+REQUIREMENTS = ROOT / "requirements.txt"
+STAMP = VENV / "requirements.sha256"
+MINIMUM_PYTHON = (3, 11)
+SANDBOX_START_SECONDS = 30
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < MINIMUM_PYTHON:
+        print(f"dealsite needs Python {'.'.join(map(str, MINIMUM_PYTHON))} or newer; this is {sys.version.split()[0]}.")
+        return 2
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip())
+        return 2
+
+    python = ensure_environment()
+    return COMMANDS[argv[0]](python, argv[1:])
+
+
+def ensure_environment() -> Path:
+    """Create .venv if missing and install requirements.txt when it changed. Returns the venv's python."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"Creating the virtual environment in {VENV} ...")
+        venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
+
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    installed = STAMP.read_text().strip() if STAMP.exists() else ""
+    if wanted != installed:
+        print("Installing requirements.txt ...")
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
+            check=True,
+        )
+        STAMP.write_text(wanted + "\n")
+    return python
+
+
+def run_main_job(python: Path, arguments: list[str]) -> int:
+    """Migrate, then run update_recent_deals against Keepa or, without a key, the sandbox."""
+    manage = [str(python), str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], check=True, cwd=ROOT)
+
+    if os.environ.get("KEEPA_API_KEY"):
+        return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT).returncode
+
+    print("KEEPA_API_KEY is not set: running against the local Keepa sandbox, not the real API.")
+    sandbox_key = secrets.token_hex(16)
+    port = free_port()
+    sandbox = subprocess.Popen(
+        [*manage, "keepa_sandbox", "--port", str(port), "--key", sandbox_key, "--persistent", "--quiet"],
+        cwd=ROOT,
+    )
+    try:
+        sandbox_url = f"http://127.0.0.1:{port}"
+        wait_for_sandbox(sandbox, sandbox_url, sandbox_key)
+        environment = {**os.environ, "KEEPA_API_KEY": sandbox_key, "KEEPA_API_URL": sandbox_url}
+        return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT, env=environment).returncode
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+
+
+def run_tests(python: Path, arguments: list[str]) -> int:
+    return subprocess.run([str(python), "-m", "pytest", *arguments], cwd=ROOT).returncode
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_sandbox(process: subprocess.Popen, url: str, key: str) -> None:
+    deadline = time.monotonic() + SANDBOX_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"The Keepa sandbox exited with status {process.returncode} before it answered.")
+        try:
+            with urllib.request.urlopen(f"{url}/token?key={key}", timeout=1):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise SystemExit(f"The Keepa sandbox did not answer on {url} within {SANDBOX_START_SECONDS} s.")
+
+
+COMMANDS = {"run": run_main_job, "test": run_tests}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
