@@ -69,7 +69,7 @@ def run_main_job(python: Path, arguments: list[str]) -> int:
     subprocess.run([*manage, "migrate", "--verbosity", "0"], check=True, cwd=ROOT)
 
     if os.environ.get("KEEPA_API_KEY"):
-        return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT).returncode
+        return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT, check=False).returncode
 
     print("KEEPA_API_KEY is not set: running against the local Keepa sandbox, not the real API.")
     sandbox_key = secrets.token_hex(16)
@@ -82,14 +82,15 @@ def run_main_job(python: Path, arguments: list[str]) -> int:
         sandbox_url = f"http://127.0.0.1:{port}"
         wait_for_sandbox(sandbox, sandbox_url, sandbox_key)
         environment = {**os.environ, "KEEPA_API_KEY": sandbox_key, "KEEPA_API_URL": sandbox_url}
-        return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT, env=environment).returncode
+        command = [*manage, "update_recent_deals", *arguments]
+        return subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
 
 
 def run_tests(python: Path, arguments: list[str]) -> int:
-    return subprocess.run([str(python), "-m", "pytest", *arguments], cwd=ROOT).returncode
+    return subprocess.run([str(python), "-m", "pytest", *arguments], cwd=ROOT, check=False).returncode
 
 
 def free_port() -> int:

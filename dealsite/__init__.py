@@ -3,4 +3,4 @@
 from dealsite.celery import app as celery_app
 
 __version__ = "0.1.0"
-__all__ = ["celery_app", "__version__"]
+__all__ = ["__version__", "celery_app"]

@@ -8,6 +8,7 @@ find and share the same server. A file lock makes concurrent first starts safe.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import socket
@@ -54,10 +55,9 @@ def stop_embedded_redis(directory: Path) -> bool:
         return False
 
     client = redis.Redis.from_url(url, socket_timeout=5)
-    try:
+    # The server closes the connection as it exits.
+    with contextlib.suppress(redis.ConnectionError):
         client.shutdown(save=True)
-    except redis.ConnectionError:
-        pass  # The server closes the connection as it exits.
     (directory / PORT_FILE).unlink(missing_ok=True)
     return True
 

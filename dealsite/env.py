@@ -7,6 +7,7 @@ in the environment never surfaces as a traceback from inside a library.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def read_float(name: str, default: float, minimum: float | None = None) -> float
         raise ImproperlyConfigured(
             f"{name}={raw!r} is not a number: set it to a number such as {default}."
         ) from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ImproperlyConfigured(f"{name}={raw!r} must be a finite number.")
     _check_minimum(name, value, minimum)
     return value

@@ -1,22 +1,18 @@
 """Fixtures shared by the whole suite.
 
 Tests use the real Redis named by REDIS_URL (or the embedded one) under a key
-prefix unique to this run, and delete only keys under that prefix.
+prefix unique to this run (see tests/settings.py), and delete only keys under that prefix.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-
-os.environ["DEALSITE_REDIS_PREFIX"] = f"dealsite-test-{uuid.uuid4().hex[:12]}"
-
-import pytest  # noqa: E402
+import pytest
+from django.conf import settings
 
 
 @pytest.fixture(scope="session")
 def redis_key_prefix() -> str:
-    return os.environ["DEALSITE_REDIS_PREFIX"]
+    return settings.REDIS_KEY_PREFIX
 
 
 @pytest.fixture(scope="session", autouse=True)
