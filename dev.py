@@ -103,13 +103,13 @@ def wait_for_sandbox(process: subprocess.Popen, url: str, key: str) -> None:
     deadline = time.monotonic() + SANDBOX_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"The Keepa sandbox exited with status {process.returncode} before it answered.")
+            raise SystemExit(f"The Keepa sandbox exited with status {process.returncode} before it responded.")
         try:
             with urllib.request.urlopen(f"{url}/token?key={key}", timeout=1):
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
-    raise SystemExit(f"The Keepa sandbox did not answer on {url} within {SANDBOX_START_SECONDS} s.")
+    raise SystemExit(f"The Keepa sandbox did not respond on {url} within {SANDBOX_START_SECONDS} s.")
 
 
 COMMANDS = {"run": run_main_job, "test": run_tests}

@@ -37,7 +37,7 @@ def ensure_embedded_redis(directory: Path) -> str:
 
 
 def running_url(directory: Path) -> str:
-    """Return the URL of the server recorded in `directory` if it answers PING, else ""."""
+    """Return the URL of the server recorded in `directory` if it responds to PING, else ""."""
     port_file = directory / PORT_FILE
     try:
         port = int(port_file.read_text().strip())
@@ -107,7 +107,7 @@ def _start_server(directory: Path) -> str:
     while not _answers_ping(port):
         if time.monotonic() > deadline:
             raise ImproperlyConfigured(
-                f"The embedded redis-server on port {port} did not answer within "
+                f"The embedded redis-server on port {port} did not respond within "
                 f"{START_TIMEOUT_SECONDS:.0f} s. See {directory / 'redis.log'} or set REDIS_URL."
             )
         time.sleep(0.05)
