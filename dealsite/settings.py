@@ -84,6 +84,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Created up front because whitenoise warns at start when the folder is missing.
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -158,14 +160,40 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.read_int("DEALSITE_TASK_SOFT_TIME_LIMIT", 20 *
 CELERY_TASK_TIME_LIMIT = env.read_int("DEALSITE_TASK_TIME_LIMIT", 25 * 60, minimum=1)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Beat keeps the last run time of each schedule entry here, not in the working directory.
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 INGEST_INTERVAL_SECONDS = env.read_int("DEALSITE_INGEST_INTERVAL_SECONDS", 300, minimum=10)
+STALE_DEALS_INTERVAL_SECONDS = env.read_int("DEALSITE_STALE_DEALS_INTERVAL_SECONDS", 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "update-recent-deals": {
         "task": "deals.tasks.update_recent_deals_for_active_queries",
         "schedule": INGEST_INTERVAL_SECONDS,
     },
+    "clean-stale-deals": {
+        "task": "deals.tasks.clean_stale_deals",
+        "schedule": STALE_DEALS_INTERVAL_SECONDS,
+    },
 }
+
+
+# Deal ingestion
+
+# Pages of 150 deals one run reads at most; 0 means no limit.
+INGEST_MAX_PAGES = env.read_int("DEALSITE_INGEST_MAX_PAGES", 100, minimum=0)
+# Deals one run stores at most; 0 means no limit.
+INGEST_MAX_DEALS = env.read_int("DEALSITE_INGEST_MAX_DEALS", 0, minimum=0)
+# TTL of the per-query ingestion lock. The run extends it after every page and
+# while it waits for tokens, so it only bounds how long a crashed worker blocks.
+INGEST_LOCK_TTL_SECONDS = env.read_int("DEALSITE_INGEST_LOCK_TTL_SECONDS", 300, minimum=5)
+# Fetch product data for newly stored deals after the deal pages.
+INGEST_ENRICH = env.read_bool("DEALSITE_INGEST_ENRICH", True)
+# A deal whose Keepa data is older than this is refreshed with a product call.
+DEAL_REFRESH_AFTER_HOURS = env.read_float("DEALSITE_DEAL_REFRESH_AFTER_HOURS", 12.0, minimum=0.0)
+# Deals refreshed per run at most, oldest first; the rest wait for the next run.
+DEAL_REFRESH_MAX_PER_RUN = env.read_int("DEALSITE_DEAL_REFRESH_MAX_PER_RUN", 300, minimum=0)
+# clean_stale_deals deletes deals not seen for this long.
+DEAL_STALE_AFTER_HOURS = env.read_float("DEALSITE_DEAL_STALE_AFTER_HOURS", 72.0, minimum=1.0)
 
 
 # Keepa API
@@ -189,6 +217,19 @@ KEEPA_SYNC_INTERVAL_SECONDS = env.read_float("KEEPA_SYNC_INTERVAL_SECONDS", 60.0
 # Keepa adds refillRate tokens once a minute. The sandbox can refill faster.
 KEEPA_REFILL_INTERVAL_MS = env.read_int("KEEPA_REFILL_INTERVAL_MS", 60_000, minimum=1)
 TOKEN_AUDIT_RETENTION_DAYS = env.read_int("TOKEN_AUDIT_RETENTION_DAYS", 30, minimum=1)
+# A reservation whose worker died expires after this long and stays spent.
+KEEPA_RESERVATION_TTL_SECONDS = env.read_float("KEEPA_RESERVATION_TTL_SECONDS", 300.0, minimum=1.0)
+# A waiter keeps its place in the queue for its computed wait plus this grace.
+KEEPA_TICKET_GRACE_SECONDS = env.read_float("KEEPA_TICKET_GRACE_SECONDS", 5.0, minimum=0.1)
+
+
+# Health: heartbeats of workers and beat, and the ages at which health_report
+# and /healthz warn or fail. All values in seconds.
+
+HEARTBEAT_INTERVAL_SECONDS = env.read_float("DEALSITE_HEARTBEAT_INTERVAL_SECONDS", 15.0, minimum=1.0)
+HEALTH_DATA_AGE_WARN_SECONDS = env.read_int("DEALSITE_HEALTH_DATA_AGE_WARN_SECONDS", 3600, minimum=1)
+HEALTH_DATA_AGE_FAIL_SECONDS = env.read_int("DEALSITE_HEALTH_DATA_AGE_FAIL_SECONDS", 24 * 3600, minimum=1)
+HEALTH_REDIS_LATENCY_WARN_MS = env.read_float("DEALSITE_HEALTH_REDIS_LATENCY_WARN_MS", 50.0, minimum=0.0)
 
 
 # Logging: one line per event. The filter masks the Keepa key in every record.

@@ -23,3 +23,129 @@ def _delete_test_keys_at_exit(redis_key_prefix):
     client = get_redis_connection("default")
     for key in client.scan_iter(match=f"{redis_key_prefix}:*", count=1000):
         client.delete(key)
+
+
+# Keepa sandbox and client. Refills come every 200 ms so that refill tests finish quickly.
+
+SANDBOX_REFILL_INTERVAL_MS = 200
+
+
+@pytest.fixture
+def keepa_sandbox():
+    import secrets
+
+    from deals.sandbox.server import SandboxServer
+
+    server = SandboxServer(
+        secrets.token_hex(16), port=0, refill_interval_ms=SANDBOX_REFILL_INTERVAL_MS, catalogue_size=400
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture
+def keepa_client(keepa_sandbox):
+    from deals.keepa import KeepaClient
+
+    return KeepaClient(
+        keepa_sandbox.api_key,
+        base_url=keepa_sandbox.url,
+        domain=1,
+        connect_timeout=1.0,
+        read_timeout=2.0,
+        max_retries=2,
+        refill_interval_ms=SANDBOX_REFILL_INTERVAL_MS,
+        sleep=lambda seconds: None,
+    )
+
+
+@pytest.fixture
+def plain_static_storage(settings):
+    """Static files without the manifest, which only exists after collectstatic; for tests that render pages."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+# Ingestion: a token ledger under its own key prefix, a client that feeds it,
+# and `ingest`, which runs update_recent_deals against the sandbox with both.
+
+@pytest.fixture
+def ingest_settings(keepa_sandbox, settings):
+    settings.KEEPA_API_KEY = keepa_sandbox.api_key
+    settings.KEEPA_API_URL = keepa_sandbox.url
+    settings.KEEPA_REFILL_INTERVAL_MS = SANDBOX_REFILL_INTERVAL_MS
+    settings.KEEPA_RETRY_BACKOFF = 0.0
+    settings.KEEPA_MAX_RETRIES = 1
+    settings.KEEPA_READ_TIMEOUT = 2.0
+    settings.INGEST_MAX_PAGES = 0
+    settings.INGEST_MAX_DEALS = 0
+    settings.INGEST_ENRICH = False
+    yield settings
+
+    # The command and the Celery worker use the default ledger prefix; leave it
+    # empty for the next test, as every test finds it.
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    for key in redis.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:tokens:*"):
+        redis.delete(key)
+
+
+@pytest.fixture
+def token_manager(ingest_settings):
+    import uuid
+
+    from django_redis import get_redis_connection
+
+    from tokens.manager import TokenManager
+
+    prefix = f"{ingest_settings.REDIS_KEY_PREFIX}:tokens-{uuid.uuid4().hex[:8]}"
+    manager = TokenManager(key_prefix=prefix, refill_interval_ms=SANDBOX_REFILL_INTERVAL_MS)
+    yield manager
+    redis = get_redis_connection("default")
+    for key in redis.scan_iter(match=f"{prefix}:*"):
+        redis.delete(key)
+
+
+@pytest.fixture
+def ingest_client(keepa_sandbox, token_manager):
+    from deals.keepa import KeepaClient
+
+    return KeepaClient(
+        keepa_sandbox.api_key,
+        base_url=keepa_sandbox.url,
+        domain=1,
+        connect_timeout=1.0,
+        read_timeout=2.0,
+        max_retries=1,
+        retry_backoff=0.0,
+        refill_interval_ms=SANDBOX_REFILL_INTERVAL_MS,
+        response_hook=token_manager.observe,
+    )
+
+
+@pytest.fixture
+def deal_query(db):
+    from deals.models import DealQuery
+
+    return DealQuery.objects.get(name="amazon-com-all")
+
+
+@pytest.fixture
+def ingest(deal_query, ingest_client, token_manager):
+    """Run update_recent_deals against the sandbox with the test's client and ledger."""
+    from deals.ingestion import IngestionOptions, update_recent_deals
+
+    def run(query=None, progress=None, wait_for_tokens=None, **options):
+        return update_recent_deals(
+            query or deal_query,
+            IngestionOptions(**options),
+            client=ingest_client,
+            manager=token_manager,
+            progress=progress,
+            wait_for_tokens=wait_for_tokens,
+        )
+
+    return run

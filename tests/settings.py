@@ -9,4 +9,11 @@ import uuid
 
 os.environ.setdefault("DEALSITE_REDIS_PREFIX", f"dealsite-test-{uuid.uuid4().hex[:12]}")
 
-from dealsite.settings import *  # noqa: E402, F403
+from dealsite.settings import *  # noqa: F403
+
+# Tests render admin pages without running collectstatic first, so they use
+# the plain storage instead of the manifest that whitenoise builds.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
