@@ -10,6 +10,7 @@ from celery import shared_task
 from deals.ingestion import IngestionOptions
 from deals.ingestion import update_recent_deals as run_ingestion
 from deals.ingestion.janitor import clean_stale_deals as delete_stale_deals
+from deals.ingestion.refresh import RefreshPostponed, refresh_selected_deals
 from deals.models import DealQuery
 from tokens.errors import TokenRechargeError
 
@@ -50,6 +51,22 @@ def update_recent_deals_for_active_queries() -> list[str]:
         update_recent_deals.delay(name)
     logger.info("Queued update_recent_deals for %s active deal queries.", len(names))
     return names
+
+
+@shared_task(bind=True, name="deals.tasks.refresh_deals", max_retries=MAX_TOKEN_RETRIES)
+def refresh_deals(self: Any, deal_ids: list[int]) -> dict[str, Any]:
+    """Refresh the current values of these deals from Keepa, as the admin's refresh action asks.
+
+    On a long token wait the task retries later with only the deals not yet refreshed.
+    """
+    try:
+        outcome = refresh_selected_deals(deal_ids)
+    except RefreshPostponed as postponed:
+        countdown = max(1.0, postponed.retry_after)
+        logger.info("Refresh of %s deals retries in %.0f s to wait for tokens.",
+                    len(postponed.outcome.remaining_ids), countdown)
+        raise self.retry(args=[postponed.outcome.remaining_ids], countdown=countdown, exc=postponed) from postponed
+    return outcome.as_dict()
 
 
 @shared_task(name="deals.tasks.clean_stale_deals")

@@ -149,3 +149,18 @@ def ingest(deal_query, ingest_client, token_manager):
         )
 
     return run
+
+
+@pytest.fixture
+def celery_queue(redis_key_prefix):
+    """The Redis list of the default Celery queue, emptied after the test.
+
+    Tasks that a test queues without a worker would otherwise wait there and
+    run in the worker that a later test starts.
+    """
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    queue_key = f"{redis_key_prefix}:celery:celery"
+    yield redis, queue_key
+    redis.delete(queue_key)

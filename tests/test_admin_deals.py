@@ -214,26 +214,19 @@ def test_csv_export_prices_in_main_unit(admin_client, deal_query):
     assert row["used_price"] == "0.05"
 
 
-def test_refresh_action_reports_what_was_queued(admin_client, deal_query, redis_key_prefix):
-    from django_redis import get_redis_connection
-
+def test_refresh_action_reports_what_was_queued(admin_client, deal_query, celery_queue):
     from deals import task_queue
 
     deals = [make_deal(deal_query, number) for number in range(3)]
-    queue_key = f"{redis_key_prefix}:celery:celery"
-    redis = get_redis_connection("default")
+    redis, queue_key = celery_queue
     before = redis.llen(queue_key)
 
     response = post_action(admin_client, "refresh_from_keepa", deals)
 
     assert response.status_code == 302
     messages = [str(message) for message in response.wsgi_request._messages]
-    if task_queue.task_exists(task_queue.REFRESH_DEALS_TASK):
-        assert messages == [messages[0]]
-        assert "Queued a Keepa refresh of 3 deals in 1 task(s)" in messages[0]
-        message = json.loads(redis.lindex(queue_key, 0))
-        assert message["headers"]["task"] == task_queue.REFRESH_DEALS_TASK
-        assert redis.llen(queue_key) == before + 1
-    else:
-        assert "does not exist" in messages[0]
-        assert redis.llen(queue_key) == before
+    assert len(messages) == 1
+    assert "Queued a Keepa refresh of 3 deals in 1 task(s)" in messages[0]
+    message = json.loads(redis.lindex(queue_key, 0))
+    assert message["headers"]["task"] == task_queue.REFRESH_DEALS_TASK
+    assert redis.llen(queue_key) == before + 1

@@ -73,11 +73,8 @@ def test_valid_selection_saves_and_copies_domain(admin_client, deal_query):
     assert deal_query.domain == 3
 
 
-def test_run_now_queues_update_recent_deals(admin_client, deal_query, redis_key_prefix):
-    from django_redis import get_redis_connection
-
-    queue_key = f"{redis_key_prefix}:celery:celery"
-    redis = get_redis_connection("default")
+def test_run_now_queues_update_recent_deals(admin_client, deal_query, celery_queue):
+    redis, queue_key = celery_queue
     before = redis.llen(queue_key)
 
     response = admin_client.post(reverse("admin:deals_dealquery_run", args=[deal_query.pk]), follow=True)
