@@ -55,10 +55,13 @@ def ensure_environment() -> Path:
     installed = STAMP.read_text().strip() if STAMP.exists() else ""
     if wanted != installed:
         print("Installing requirements.txt ...")
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
-            check=True,
-        )
+        command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        command += ["-r", str(REQUIREMENTS)]
+        # pip's output is shown only when it fails, so a repeated run stays quiet.
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if completed.returncode != 0:
+            sys.stderr.write(completed.stdout + completed.stderr)
+            raise SystemExit(f"Installing requirements.txt failed (pip exit status {completed.returncode}); see above.")
         STAMP.write_text(wanted + "\n")
     return python
 
