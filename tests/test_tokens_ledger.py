@@ -289,6 +289,17 @@ class TestReconcile:
         assert result.outcome == "applied"
         assert manager.status().balance == 45.0
 
+    def test_faster_server_refill_applied_despite_minute_setting(self, make_manager):
+        # A server refilling every 2 s while the ledger is set for Keepa's minute:
+        # readings 2 s apart belong to different refill periods.
+        manager = make_manager(refill_interval_ms=60_000)
+        manager.update_after_call(40.0, refill_in=1_500, refill_rate=20, timestamp=10_000)
+
+        result = manager.update_after_call(40.5, refill_in=1_500, refill_rate=20, timestamp=12_000)
+
+        assert result.outcome == "applied"
+        assert manager.status().balance == 40.5
+
     def test_response_without_token_fields_keeps_balance(self, make_manager):
         manager = make_manager()
         seed(manager, 50.0)

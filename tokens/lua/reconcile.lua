@@ -36,6 +36,12 @@ local units = tonumber(ARGV[10])
 local tokens_consumed = tonumber(ARGV[11])
 local is_sync = ARGV[12] == '1'
 
+-- Two readings whose next refills lie closer than this many ms (or half the
+-- refill interval, if less) fall in the same refill period. The bound keeps a
+-- ledger configured for Keepa's one-minute refill right against a server that
+-- refills faster.
+local SAME_PERIOD_TOLERANCE_MS = 1000
+
 -- A learned per-unit cost follows a higher observation at once and a lower
 -- one by this fraction per observation, so estimates err on the safe side.
 local DECREASE_WEIGHT = 0.25
@@ -130,7 +136,7 @@ end
 
 local stale = false
 if balance and refill_due and last_refill_due and refill_rate == old_rate then
-    if math.abs(refill_due - last_refill_due) < interval / 2 then
+    if math.abs(refill_due - last_refill_due) < math.min(interval / 2, SAME_PERIOD_TOLERANCE_MS) then
         stale = tokens_left > last_tokens_left
     else
         stale = refill_due < last_refill_due

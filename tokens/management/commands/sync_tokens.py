@@ -29,6 +29,12 @@ class Command(BaseCommand):
         if result is None:
             self.stdout.write("Skipped: a sync ran within KEEPA_SYNC_INTERVAL_SECONDS; use --force to sync anyway.")
             return
+        if result.outcome == "stale":
+            self.stdout.write(
+                "Not applied: the ledger already holds a newer reading from a Keepa response in this "
+                "refill period. Run token_status to see it."
+            )
+            return
         status = manager.status()
         self.stdout.write(
             f"Synced: balance {status.balance:g} tokens, refill rate {status.refill_rate:g} per minute, "
