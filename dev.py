@@ -3,6 +3,7 @@
 
     python3 dev.py run [update_recent_deals options]   # install, migrate, ingest deals
     python3 dev.py test [pytest options]               # install, run the test suite
+    python3 dev.py stop-redis                          # stop the embedded Redis server
 
 Both create the virtual environment in .venv when it is missing and reinstall
 requirements.txt only when that file changed, so they are cheap to repeat.
@@ -40,21 +41,25 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip())
         return 2
 
-    python = ensure_environment()
-    return COMMANDS[argv[0]](python, argv[1:])
+    try:
+        python = ensure_environment()
+        return COMMANDS[argv[0]](python, argv[1:])
+    except subprocess.CalledProcessError as error:
+        # The step has printed its own error; a traceback here would only repeat it.
+        return error.returncode
 
 
 def ensure_environment() -> Path:
     """Create .venv if missing and install requirements.txt when it changed. Returns the venv's python."""
     python = VENV / "bin" / "python"
     if not python.exists():
-        print(f"Creating the virtual environment in {VENV} ...")
+        print(f"Creating the virtual environment in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
 
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     installed = STAMP.read_text().strip() if STAMP.exists() else ""
     if wanted != installed:
-        print("Installing requirements.txt ...")
+        print("Installing requirements.txt ...", flush=True)
         command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         command += ["-r", str(REQUIREMENTS)]
         # pip's output is shown only when it fails, so a repeated run stays quiet.
@@ -74,12 +79,14 @@ def run_main_job(python: Path, arguments: list[str]) -> int:
     if os.environ.get("KEEPA_API_KEY"):
         return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT, check=False).returncode
 
-    print("KEEPA_API_KEY is not set: running against the local Keepa sandbox, not the real API.")
+    print("KEEPA_API_KEY is not set: running against the local Keepa sandbox, not the real API.", flush=True)
     sandbox_key = secrets.token_hex(16)
     port = free_port()
+    # The sandbox logs only warnings, so that the job's own summary stands out.
+    sandbox_environment = {**os.environ, "DJANGO_LOG_LEVEL": "WARNING"}
     sandbox = subprocess.Popen(
         [*manage, "keepa_sandbox", "--port", str(port), "--key", sandbox_key, "--persistent", "--quiet"],
-        cwd=ROOT,
+        cwd=ROOT, env=sandbox_environment, stdout=subprocess.DEVNULL,
     )
     try:
         sandbox_url = f"http://127.0.0.1:{port}"
@@ -94,6 +101,17 @@ def run_main_job(python: Path, arguments: list[str]) -> int:
 
 def run_tests(python: Path, arguments: list[str]) -> int:
     return subprocess.run([str(python), "-m", "pytest", *arguments], cwd=ROOT, check=False).returncode
+
+
+def stop_redis(python: Path, arguments: list[str]) -> int:
+    """Stop the embedded Redis server that dealsite starts when REDIS_URL is unset."""
+    var_dir = os.environ.get("DEALSITE_VAR_DIR", str(ROOT / "var"))
+    code = (
+        "import sys; from pathlib import Path; from dealsite.embedded_redis import stop_embedded_redis;"
+        "print('Stopped the embedded Redis.' if stop_embedded_redis(Path(sys.argv[1]) / 'redis')"
+        " else 'The embedded Redis was not running.')"
+    )
+    return subprocess.run([str(python), "-c", code, var_dir], cwd=ROOT, check=False).returncode
 
 
 def free_port() -> int:
@@ -115,7 +133,7 @@ def wait_for_sandbox(process: subprocess.Popen, url: str, key: str) -> None:
     raise SystemExit(f"The Keepa sandbox did not respond on {url} within {SANDBOX_START_SECONDS} s.")
 
 
-COMMANDS = {"run": run_main_job, "test": run_tests}
+COMMANDS = {"run": run_main_job, "test": run_tests, "stop-redis": stop_redis}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -49,7 +49,7 @@ def read_bool(name: str, default: bool) -> bool:
     )
 
 
-def read_int(name: str, default: int, minimum: int | None = None) -> int:
+def read_int(name: str, default: int, minimum: int | None = None, choices: dict[int, str] | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
@@ -61,6 +61,9 @@ def read_int(name: str, default: int, minimum: int | None = None) -> int:
             f"{name}={raw!r} is not a whole number: set it to an integer such as {default}."
         ) from None
     _check_minimum(name, value, minimum)
+    if choices is not None and value not in choices:
+        listed = ", ".join(f"{number} ({label})" for number, label in choices.items())
+        raise ImproperlyConfigured(f"{name}={value} is not valid: use one of {listed}.")
     return value
 
 

@@ -181,8 +181,8 @@ def check_celery_worker(client: Redis | None, now: float | None = None) -> Check
             {"workers": sorted(workers), "count": len(workers)},
         )
     if latest is None:
-        return CheckResult("celery_worker", FAIL, "no worker has ever written a heartbeat: "
-                           "start one with celery -A dealsite worker")
+        # A worker that stops cleanly removes its heartbeat, so none may be left at all.
+        return CheckResult("celery_worker", FAIL, "no worker is running: start one with celery -A dealsite worker")
     age = (now or time.time()) - latest
     return CheckResult("celery_worker", FAIL, f"no worker seen for {format_age(age)}: "
                        "start one with celery -A dealsite worker", {"last_seen_seconds_ago": round(age)})

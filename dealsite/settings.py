@@ -200,7 +200,12 @@ DEAL_STALE_AFTER_HOURS = env.read_float("DEALSITE_DEAL_STALE_AFTER_HOURS", 72.0,
 
 KEEPA_API_KEY = env.read_string("KEEPA_API_KEY")
 KEEPA_API_URL = env.read_string("KEEPA_API_URL", "https://api.keepa.com").rstrip("/")
-KEEPA_DOMAIN = env.read_int("KEEPA_DOMAIN", 1, minimum=1)
+# Keepa's domain ids; 7 is unused.
+KEEPA_DOMAINS = {
+    1: "amazon.com", 2: "amazon.co.uk", 3: "amazon.de", 4: "amazon.fr", 5: "amazon.co.jp", 6: "amazon.ca",
+    8: "amazon.it", 9: "amazon.es", 10: "amazon.in", 11: "amazon.com.mx", 12: "amazon.com.br",
+}
+KEEPA_DOMAIN = env.read_int("KEEPA_DOMAIN", 1, choices=KEEPA_DOMAINS)
 KEEPA_CONNECT_TIMEOUT = env.read_float("KEEPA_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 KEEPA_READ_TIMEOUT = env.read_float("KEEPA_READ_TIMEOUT", 60.0, minimum=0.1)
 KEEPA_MAX_RETRIES = env.read_int("KEEPA_MAX_RETRIES", 3, minimum=0)

@@ -269,12 +269,13 @@ def test_rerun_after_fault_completes_catalogue(ingest, keepa_sandbox, deal_query
     assert set(Deal.objects.values_list("asin", flat=True)) == keepa_sandbox.valid_asins()
 
 
-def test_fault_on_first_page_stores_nothing(ingest, keepa_sandbox, deal_query):
+def test_fault_on_first_page_fails_run(ingest, keepa_sandbox, deal_query):
     keepa_sandbox.inject_fault("503", next=2, endpoint="deal")
 
     run = ingest()
 
-    assert run.status == IngestionRun.Status.PARTIAL
+    assert run.status == IngestionRun.Status.FAILED
+    assert "HTTP 503" in run.error
     assert run.pages_fetched == 0
     assert Deal.objects.count() == 0
 

@@ -120,6 +120,16 @@ def test_bad_numbers_name_variable(monkeypatch):
         env.read_float("KEEPA_READ_TIMEOUT", 60.0, minimum=0.1)
 
 
+def test_unknown_keepa_domain_names_choices(monkeypatch):
+    monkeypatch.setenv("KEEPA_DOMAIN", "7")
+
+    with pytest.raises(ImproperlyConfigured) as caught:
+        env.read_int("KEEPA_DOMAIN", 1, choices={1: "amazon.com", 3: "amazon.de"})
+
+    assert "KEEPA_DOMAIN=7 is not valid" in str(caught.value)
+    assert "1 (amazon.com), 3 (amazon.de)" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("DATABASE_URL", "mysql://root@localhost/deals"), ("REDIS_URL", "redis://127.0.0.1:port/0")],

@@ -45,6 +45,8 @@ DEAL_PAGE_COST = 5.0
 
 # Errors after which another run cannot succeed until someone fixes the key, plan or URL.
 FATAL_ERRORS = (InvalidKeyError, PaymentRequiredError, NotFoundError)
+# Statuses whose end is logged at INFO; partial and failed runs are warnings.
+FINE_STATUSES = {IngestionRun.Status.SUCCEEDED, IngestionRun.Status.SKIPPED}
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def update_recent_deals(
         return record_skipped_run(query, options)
 
     try:
+        close_abandoned_runs(query)
         manager = manager or TokenManager(task=f"update_recent_deals {query.name}")
         client = client or KeepaClient(domain=query.domain, response_hook=manager.observe)
         run = IngestionRun.objects.create(
@@ -131,6 +134,24 @@ def resolve_query(query: DealQuery | str | None) -> DealQuery:
     if query is not None:
         return DealQuery.objects.get(name=query)
     return DealQuery.objects.filter(is_active=True).order_by("pk").first() or DealQuery.objects.get(is_active=True)
+
+
+def close_abandoned_runs(query: DealQuery) -> int:
+    """Mark the query's runs still `running` as failed. Call only while holding its ingestion lock.
+
+    A live run holds the lock, so a running run found by the lock's new holder
+    belongs to a worker that died (SIGKILL, power loss) and let the lock
+    expire. Returns how many runs were closed.
+    """
+    closed = IngestionRun.objects.filter(query=query, status=IngestionRun.Status.RUNNING).update(
+        status=IngestionRun.Status.FAILED,
+        finished_at=timezone.now(),
+        stop_reason="Abandoned: the worker stopped without ending the run and its ingestion lock expired.",
+        error="The worker running this run stopped (killed or lost) before it finished.",
+    )
+    if closed:
+        logger.warning("Closed %s abandoned ingestion runs of deal query %s as failed.", closed, query.name)
+    return closed
 
 
 def record_skipped_run(query: DealQuery, options: IngestionOptions) -> IngestionRun:
@@ -247,8 +268,10 @@ class IngestionJob:
             raise IngestionStopped(IngestionRun.Status.FAILED, f"Page {page}: {error}") from error
         except KeepaError as error:
             # A 429, a 5xx, a truncated body or an error object is never "no
-            # more deals": the run ends as partial and the watermark stays.
-            raise IngestionStopped(IngestionRun.Status.PARTIAL, f"Page {page}: {error}") from error
+            # more deals": the watermark stays, and the run is partial if it
+            # stored pages before the error, failed if it stored none.
+            status = IngestionRun.Status.PARTIAL if self.run_record.pages_fetched else IngestionRun.Status.FAILED
+            raise IngestionStopped(status, f"Page {page}: {error}") from error
 
     def parse_page(self, raw_deals: list[Any], page: int) -> list[dict[str, Any]]:
         context = DealContext(
@@ -363,7 +386,9 @@ class IngestionJob:
         run.watermark_after = self.query.watermark
         run.finished_at = timezone.now()
         run.save()
-        logger.info(
+        level = logging.INFO if status in FINE_STATUSES else logging.WARNING
+        logger.log(
+            level,
             "Ingestion run %s of deal query %s ended %s: %s pages, %s created, %s updated, %s skipped, "
             "%.1f tokens. %s",
             run.pk, self.query.name, status, run.pages_fetched, run.deals_created, run.deals_updated,

@@ -69,6 +69,9 @@ class SandboxApi:
         self.request_count = 0
         self.answers_429 = 0
         self.faults_injected = 0
+        # Tokens charged for answers the client never got whole (timeout and truncated faults);
+        # no client can report them, so an audit trail falls short of tokens_consumed_total by this much.
+        self.tokens_charged_unanswered = 0.0
         self.requests_by_endpoint: Counter[str] = Counter()
 
     # Control
@@ -101,6 +104,7 @@ class SandboxApi:
                 "requests": self.request_count,
                 "answers_429": self.answers_429,
                 "faults_injected": self.faults_injected,
+                "tokens_charged_unanswered": self.tokens_charged_unanswered,
                 "requests_by_endpoint": dict(self.requests_by_endpoint),
                 "active_faults": len(self.faults),
             }
@@ -187,9 +191,19 @@ class SandboxApi:
             return Answer(0, drop=True)
         if fault.kind == "timeout":
             # Keepa did the work and charged for it, so only the response is lost.
-            self._serve(endpoint, params, body, started)
+            self._count_unanswered(self._serve(endpoint, params, body, started))
             return Answer(0, drop=True, hang_seconds=fault.timeout_seconds)
-        return answers.truncate(self._serve(endpoint, params, body, started))
+        return answers.truncate(self._count_unanswered(self._serve(endpoint, params, body, started)))
+
+    def _count_unanswered(self, answer: Answer) -> Answer:
+        """Add the tokens charged by `answer` to tokens_charged_unanswered, because its client will not read them."""
+        try:
+            charged = float(json.loads(answer.body).get("tokensConsumed") or 0)
+        except (ValueError, AttributeError):
+            charged = 0.0
+        with self._lock:
+            self.tokens_charged_unanswered += charged
+        return answer
 
     # Endpoints: each returns its cost before the multiplier and a function building the payload.
 

@@ -31,6 +31,8 @@ class Command(BaseCommand):
             self.stdout.write("The ledger has no reading of Keepa's balance yet; run `manage.py sync_tokens`.")
         learned = data.pop("learned_costs")
         for name, value in data.items():
-            self.stdout.write(f"{name.replace('_', ' ')}: {value}")
+            label = "Redis key prefix" if name == "key_prefix" else name.replace("_", " ")
+            shown = f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else value
+            self.stdout.write(f"{label}: {shown}")
         costs = ", ".join(f"{kind} {cost:g}/unit" for kind, cost in learned.items())
         self.stdout.write(f"learned costs: {costs or 'none yet'}")
