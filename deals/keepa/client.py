@@ -301,7 +301,7 @@ class KeepaClient:
             # Keepa sends all token fields as zero for an unknown key. Those zeros describe no
             # account, so they must not reach the ledger as a balance.
             return errors.InvalidKeyError(
-                f"Keepa {endpoint} rejected the API key {mask_key(self._api_key)} (HTTP 200{detail}): "
+                f"Keepa {endpoint} rejected the API key {mask_key(self._api_key)} with HTTP 200{detail}: "
                 "check KEEPA_API_KEY.",
                 **{**context, "token_state": None},
             )
