@@ -237,7 +237,19 @@ class DealQueryForm(forms.ModelForm):
         fields = ("name", "selection", "is_active")
 
 
-class RecentRunInline(admin.TabularInline):
+class RunColumns:
+    """List columns shared by the ingestion run admin and the runs inline of a deal query."""
+
+    @admin.display(description="duration")
+    def duration(self, run: IngestionRun) -> str | None:
+        return _duration(run)
+
+    @admin.display(description="error")
+    def short_error(self, run: IngestionRun) -> str:
+        return Truncator(run.error).chars(120)
+
+
+class RecentRunInline(RunColumns, admin.TabularInline):
     """The deal query's latest ingestion runs, read-only."""
 
     model = IngestionRun
@@ -269,14 +281,6 @@ class RecentRunInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    @admin.display(description="duration")
-    def duration(self, run: IngestionRun) -> str | None:
-        return _duration(run)
-
-    @admin.display(description="error")
-    def short_error(self, run: IngestionRun) -> str:
-        return Truncator(run.error).chars(120)
 
 
 @admin.register(DealQuery)
@@ -377,7 +381,7 @@ class DealQueryAdmin(admin.ModelAdmin):
 
 
 @admin.register(IngestionRun)
-class IngestionRunAdmin(admin.ModelAdmin):
+class IngestionRunAdmin(RunColumns, admin.ModelAdmin):
     list_display = ("started_at", "query", "status", "trigger", "dry_run", "pages_fetched", "deals_received",
                     "deals_created", "deals_updated", "deals_skipped", "tokens_consumed", "tokens_estimated",
                     "duration", "short_error")
@@ -395,14 +399,6 @@ class IngestionRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: IngestionRun | None = None) -> bool:
         return False
-
-    @admin.display(description="duration")
-    def duration(self, run: IngestionRun) -> str | None:
-        return _duration(run)
-
-    @admin.display(description="error")
-    def short_error(self, run: IngestionRun) -> str:
-        return Truncator(run.error).chars(120)
 
 
 def _duration(run: IngestionRun) -> str | None:
