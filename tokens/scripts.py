@@ -1,4 +1,8 @@
-"""The ledger's Lua scripts, read from tokens/lua/ and registered once per process."""
+"""The ledger's Lua scripts, read from tokens/lua/ and registered once per process.
+
+Each script is registered with tokens/lua/common.lua in front of it, so the
+helpers there are local functions of every script.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,6 @@ def script(name: str, client: Redis) -> Script:
 
     with _lock:
         if name not in _scripts:
-            source = (LUA_DIRECTORY / f"{name}.lua").read_text()
+            source = (LUA_DIRECTORY / "common.lua").read_text() + (LUA_DIRECTORY / f"{name}.lua").read_text()
             _scripts[name] = client.register_script(source)
         return _scripts[name]

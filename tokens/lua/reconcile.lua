@@ -46,24 +46,12 @@ local SAME_PERIOD_TOLERANCE_MS = 1000
 -- one by this fraction per observation, so estimates err on the safe side.
 local DECREASE_WEIGHT = 0.25
 
-local function format_number(value)
-    if value == nil then
-        return ''
-    end
-    return string.format('%.17g', value)
-end
-
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now_ms()
 
 
 -- 1. Drop expired reservations (spent: Keepa may have charged them).
 
-local dead = redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now)
-for _, dead_id in ipairs(dead) do
-    redis.call('ZREM', inflight_key, dead_id)
-    redis.call('HDEL', inflight_cost_key, dead_id)
-end
+drop_expired_reservations(inflight_key, inflight_cost_key, now)
 
 
 -- 2. Project the stored balance to now, as the reserve script does.
@@ -79,14 +67,7 @@ local last_refill_due = tonumber(fields[6])
 local last_tokens_left = tonumber(fields[7])
 
 if balance then
-    local cap = 60 * old_rate
-    if now >= next_refill then
-        local refills = math.floor((now - next_refill) / interval) + 1
-        if balance < cap then
-            balance = math.min(cap, balance + refills * old_rate * interval / 60000)
-        end
-        next_refill = next_refill + refills * interval
-    end
+    balance, next_refill = project_balance(balance, next_refill, old_rate, interval, now)
 end
 
 

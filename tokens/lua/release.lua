@@ -16,13 +16,6 @@ local queue_key, ticket_cost_key, ticket_expiry_key = KEYS[4], KEYS[5], KEYS[6]
 local id = ARGV[1]
 local mode = ARGV[2]
 
-local function format_number(value)
-    if value == nil then
-        return ''
-    end
-    return string.format('%.17g', value)
-end
-
 if mode == 'ticket' then
     local removed = redis.call('ZREM', queue_key, id)
     redis.call('ZREM', ticket_expiry_key, id)
@@ -44,8 +37,7 @@ end
 
 -- Refund: project the balance to now, then add the cost back within the cap.
 
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now_ms()
 local fields = redis.call('HMGET', state_key, 'balance', 'next_refill_ms', 'refill_rate', 'refill_interval_ms')
 if not fields[1] then
     return {'1', format_number(reserved_cost), ''}
@@ -56,13 +48,7 @@ local refill_rate = tonumber(fields[3])
 local interval = tonumber(fields[4])
 local cap = 60 * refill_rate
 
-if now >= next_refill then
-    local refills = math.floor((now - next_refill) / interval) + 1
-    if balance < cap then
-        balance = math.min(cap, balance + refills * refill_rate * interval / 60000)
-    end
-    next_refill = next_refill + refills * interval
-end
+balance, next_refill = project_balance(balance, next_refill, refill_rate, interval, now)
 balance = math.max(balance, math.min(cap, balance + reserved_cost))
 
 redis.call('HSET', state_key, 'balance', format_number(balance), 'next_refill_ms', next_refill)

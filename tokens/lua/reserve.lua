@@ -49,12 +49,7 @@ local EPSILON = 1e-9
 -- round trip to Keepa.
 local IN_FLIGHT_POLL_MS = 20
 
-local function format_number(value)
-    return string.format('%.17g', value)
-end
-
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now_ms()
 
 
 -- 1. Read the ledger.
@@ -80,21 +75,13 @@ end
 
 -- 2. Project the balance to now.
 
-if now >= next_refill then
-    local refills = math.floor((now - next_refill) / interval) + 1
-    balance = after_refills(balance, refills)
-    next_refill = next_refill + refills * interval
-end
+balance, next_refill = project_balance(balance, next_refill, refill_rate, interval, now)
 
 
 -- 3. Drop reservations and tickets that expired. An expired reservation stays
 --    spent, because Keepa may have charged it; the next reading reconciles.
 
-local dead = redis.call('ZRANGEBYSCORE', inflight_key, '-inf', now)
-for _, dead_id in ipairs(dead) do
-    redis.call('ZREM', inflight_key, dead_id)
-    redis.call('HDEL', inflight_cost_key, dead_id)
-end
+drop_expired_reservations(inflight_key, inflight_cost_key, now)
 local dead_tickets = redis.call('ZRANGEBYSCORE', ticket_expiry_key, '-inf', now)
 for _, dead_id in ipairs(dead_tickets) do
     redis.call('ZREM', queue_key, dead_id)

@@ -10,15 +10,7 @@
 local state_key, inflight_key, inflight_cost_key = KEYS[1], KEYS[2], KEYS[3]
 local queue_key, ticket_cost_key, ticket_expiry_key, cost_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
-local function format_number(value)
-    if value == nil then
-        return ''
-    end
-    return string.format('%.17g', value)
-end
-
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = redis_now_ms()
 local result = {'now_ms', tostring(now)}
 
 local fields = {'balance', 'next_refill_ms', 'refill_rate', 'refill_interval_ms', 'reading_tokens_left',
@@ -36,16 +28,7 @@ local balance = tonumber(values[1])
 local projected = balance
 local next_refill = tonumber(values[2])
 if balance then
-    local refill_rate = tonumber(values[3])
-    local interval = tonumber(values[4])
-    local cap = 60 * refill_rate
-    if now >= next_refill then
-        local refills = math.floor((now - next_refill) / interval) + 1
-        if balance < cap then
-            projected = math.min(cap, balance + refills * refill_rate * interval / 60000)
-        end
-        next_refill = next_refill + refills * interval
-    end
+    projected, next_refill = project_balance(balance, next_refill, tonumber(values[3]), tonumber(values[4]), now)
 end
 table.insert(result, 'projected_balance')
 table.insert(result, format_number(projected))
