@@ -75,6 +75,8 @@ def run_main_job(python: Path, arguments: list[str]) -> int:
     """Migrate, then run update_recent_deals against Keepa or, without a key, the sandbox."""
     manage = [str(python), str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--verbosity", "0"], check=True, cwd=ROOT)
+    # The job prints its own summary; its log shows warnings and errors unless asked for more.
+    os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
 
     if os.environ.get("KEEPA_API_KEY"):
         return subprocess.run([*manage, "update_recent_deals", *arguments], cwd=ROOT, check=False).returncode
