@@ -84,7 +84,7 @@ def run_main_job(python: Path, arguments: list[str]) -> int:
     print("KEEPA_API_KEY is not set: running against the local Keepa sandbox, not the real API.", flush=True)
     sandbox_key = secrets.token_hex(16)
     port = free_port()
-    # The sandbox logs only warnings, so that the job's own summary stands out.
+    # The sandbox logs only warnings, so that the job's own summary is easy to find.
     sandbox_environment = {**os.environ, "DJANGO_LOG_LEVEL": "WARNING"}
     sandbox = subprocess.Popen(
         [*manage, "keepa_sandbox", "--port", str(port), "--key", sandbox_key, "--persistent", "--quiet"],

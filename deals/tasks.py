@@ -55,7 +55,7 @@ def update_recent_deals_for_active_queries() -> list[str]:
 
 @shared_task(bind=True, name="deals.tasks.refresh_deals", max_retries=MAX_TOKEN_RETRIES)
 def refresh_deals(self: Any, deal_ids: list[int]) -> dict[str, Any]:
-    """Refresh the current values of these deals from Keepa, as the admin's refresh action asks.
+    """Refresh the current values of these deals from Keepa, as requested by the admin's refresh action.
 
     On a long token wait the task retries later with only the deals not yet refreshed.
     """

@@ -354,8 +354,8 @@ class TokenManager:
         try:
             response = client.token()
         except NotEnoughTokensError as error:
-            # Keepa may answer even the token endpoint with 429 while the balance
-            # is at or below zero; the answer still carries the balance to sync to.
+            # Keepa may reject even the token endpoint with 429 while the balance
+            # is at or below zero. The response still carries the balance to sync to.
             if error.token_state is None:
                 raise
             return self.update_after_call(error.token_state, endpoint="token", status=error.status, is_sync=True)

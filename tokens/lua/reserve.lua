@@ -44,8 +44,8 @@ local turn_wait_ms = tonumber(ARGV[8])
 -- computed refill passes even when the balance was rolled forward in steps.
 local EPSILON = 1e-9
 
--- How soon a caller looks again when only calls still in flight stand in its
--- way: their responses, not a refill, will make room, and they take about one
+-- The delay before a caller asks again when only calls still in flight block
+-- it. Their responses, not a refill, will make room, and they take about one
 -- round trip to Keepa.
 local IN_FLIGHT_POLL_MS = 20
 
