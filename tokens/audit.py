@@ -8,6 +8,7 @@ import socket
 
 from django.db import DatabaseError
 
+from dealsite.db import save_on_fresh_connection_if_lost
 from dealsite.masking import mask_secrets
 from tokens.models import TokenEvent
 
@@ -39,7 +40,7 @@ def record_event(
         **fields,
     )
     try:
-        event.save()
+        save_on_fresh_connection_if_lost(event)
     except DatabaseError:
         logger.exception("Writing the token audit event %s failed; the ledger itself is unaffected.", kind)
         return None

@@ -36,6 +36,7 @@ from deals.keepa import (
 from deals.locks import QueryLock
 from deals.models import DealQuery, IngestionRun
 from deals.parsing import DealContext, InvalidDeal, parse_deal
+from dealsite.db import save_on_fresh_connection_if_lost
 from tokens.manager import TokenManager, TokenRechargeError
 
 logger = logging.getLogger(__name__)
@@ -317,18 +318,26 @@ class IngestionJob:
 
     def store_page(self, rows: list[dict[str, Any]], response: Any, page: int, deals_on_page: int) -> None:
         run = self.run_record
-        with transaction.atomic():
-            result = upsert_deals(self.query.domain, rows, dry_run=self.options.dry_run)
-            for reason, count in result.skipped.items():
-                self.skip_reasons[reason] += count
+        counts_before = (run.pages_fetched, run.deals_received, run.deals_created, run.deals_updated)
+        skips_before = Counter(self.skip_reasons)
+        try:
+            with transaction.atomic():
+                result = upsert_deals(self.query.domain, rows, dry_run=self.options.dry_run)
+                for reason, count in result.skipped.items():
+                    self.skip_reasons[reason] += count
 
-            run.pages_fetched += 1
-            run.deals_received += deals_on_page
-            run.deals_created += result.created
-            run.deals_updated += result.updated
-            run.deals_skipped = sum(self.skip_reasons.values())
-            run.skip_reasons = dict(self.skip_reasons)
-            run.save()
+                run.pages_fetched += 1
+                run.deals_received += deals_on_page
+                run.deals_created += result.created
+                run.deals_updated += result.updated
+                run.deals_skipped = sum(self.skip_reasons.values())
+                run.skip_reasons = dict(self.skip_reasons)
+                run.save()
+        except BaseException:
+            # The page was rolled back, so the run's counts must not include it.
+            run.pages_fetched, run.deals_received, run.deals_created, run.deals_updated = counts_before
+            self.skip_reasons = skips_before
+            raise
 
         self.created_asins.extend(result.created_asins)
         self.stored_count += result.created + result.updated
@@ -385,7 +394,7 @@ class IngestionJob:
         run.deals_skipped = sum(self.skip_reasons.values())
         run.watermark_after = self.query.watermark
         run.finished_at = timezone.now()
-        run.save()
+        save_on_fresh_connection_if_lost(run)
         level = logging.INFO if status in FINE_STATUSES else logging.WARNING
         logger.log(
             level,

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from deals.ingestion import IngestionOptions, PageProgress, update_recent_deals
 from deals.models import DealQuery, IngestionRun
@@ -46,9 +47,16 @@ class Command(BaseCommand):
         # and the run is recorded as failed, with the watermark unchanged.
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
-        run = update_recent_deals(
-            query, run_options, progress=self.print_progress, wait_for_tokens=self.print_wait
-        )
+        try:
+            run = update_recent_deals(
+                query, run_options, progress=self.print_progress, wait_for_tokens=self.print_wait
+            )
+        except DatabaseError as error:
+            raise CommandError(
+                f"Ingestion of deal query {query.name} stopped on a database error "
+                f"({' '.join(str(error).split())}). Pages stored before it are kept and the watermark did not "
+                "move; run the command again once the database is reachable."
+            ) from error
         self.print_summary(run)
         if run.status == IngestionRun.Status.FAILED:
             raise CommandError(f"Ingestion run {run.pk} failed: {run.error or run.stop_reason}")
