@@ -355,6 +355,25 @@ def test_lock_of_dead_worker_expires(ingest, deal_query):
     assert not dead_holder.is_held()
 
 
+def test_lost_lock_stops_run_after_page(ingest, deal_query):
+    # As after a Redis restart: the lock key is gone while the run works.
+    from django_redis import get_redis_connection
+
+    from deals.locks import ingestion_lock_key
+
+    def lose_lock_after_first_page(event):
+        if event.page == 0:
+            get_redis_connection("default").delete(ingestion_lock_key(deal_query.pk))
+
+    run = ingest(progress=lose_lock_after_first_page)
+    deal_query.refresh_from_db()
+
+    assert run.status == IngestionRun.Status.PARTIAL
+    assert run.pages_fetched == 2
+    assert "lock" in run.stop_reason
+    assert deal_query.watermark is None
+
+
 def test_lock_released_after_run(ingest, deal_query):
     ingest()
 

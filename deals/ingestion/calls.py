@@ -109,5 +109,6 @@ class TokenGate:
         if self.wait_for_tokens is not None:
             self.wait_for_tokens(seconds, reason)
 
-    def keep_lock(self) -> None:
-        self.lock.extend()
+    def keep_lock(self) -> bool:
+        """Extend the ingestion lock after a page. Return False when it was lost (expired, or Redis restarted)."""
+        return self.lock.extend()

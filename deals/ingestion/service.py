@@ -200,6 +200,7 @@ class IngestionJob:
         self.created_asins: list[str] = []
         self.newest_created: datetime | None = None
         self.stored_count = 0
+        self.lock_lost = False
 
     def run(self) -> None:
         run = self.run_record
@@ -255,6 +256,12 @@ class IngestionJob:
             if len(raw_deals) < PAGE_SIZE:
                 run.stop_reason = f"Page {page} was the last page ({len(raw_deals)} deals)."
                 return True
+            if self.lock_lost:
+                # Another run may hold the query's lock now; one run per query reads pages.
+                raise IngestionStopped(
+                    IngestionRun.Status.PARTIAL,
+                    f"Stopped after page {page}: the ingestion lock expired or Redis lost it.",
+                )
             page += 1
 
     def fetch_page(self, page: int) -> Any:
@@ -351,7 +358,7 @@ class IngestionJob:
             "Run %s stored page %s: %s deals, %s created, %s updated, %s skipped so far.",
             run.pk, page, deals_on_page, result.created, result.updated, run.deals_skipped,
         )
-        self.gate.keep_lock()
+        self.lock_lost = not self.gate.keep_lock()
         if self.progress is not None:
             self.progress(
                 PageProgress(
