@@ -173,3 +173,24 @@ def test_redis_down_fails_closed(keepa_sandbox, keepa_client, settings):
 
     assert keepa_sandbox.stats()["requests"] == 0
     assert TokenEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_redis_down_after_call_keeps_cost_in_audit(keepa_sandbox, keepa_client, settings):
+    # Keepa charged the call, so the audit trail must show its cost even when Redis cannot take the reading.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    caches = {**settings.CACHES, "closed": {**settings.CACHES["default"],
+                                            "LOCATION": f"redis://127.0.0.1:{closed_port}/0"}}
+    response = keepa_client.deal(SELECTION)
+
+    with override_settings(CACHES=caches):
+        manager = TokenManager(keepa_sandbox.api_key, cache_alias="closed", client=keepa_client)
+        with pytest.raises(LedgerUnavailableError):
+            manager.update_after_call(response.token_state, endpoint="deal", status=200)
+
+    event = TokenEvent.objects.get()
+    assert event.kind == TokenEvent.Kind.RECONCILE
+    assert event.actual_cost == keepa_sandbox.stats()["tokens_consumed_total"] == 5.0
+    assert "Redis unavailable" in event.message

@@ -308,21 +308,35 @@ class TokenManager:
         stay subtracted from the new balance.
         """
         reading = _reading(tokens_left, refill_in, refill_rate, tokens_consumed, timestamp)
-        if reading is not None and reading.refill_rate is None:
-            reading = Reading(reading.tokens_left, reading.refill_in_ms, self.status().refill_rate or 0.0,
-                              reading.timestamp_ms, reading.tokens_consumed)
         learn = reservation is not None and reading is not None and status in (None, 200)
 
-        result = self.ledger.reconcile(
-            reading,
-            reservation_id=reservation.id if reservation else "",
-            close=close,
-            refill_interval_ms=self.refill_interval_ms,
-            kind=reservation.kind if learn else "",
-            units=reservation.units if reservation else 1,
-            tokens_consumed=reading.tokens_consumed if learn else None,
-            is_sync=is_sync,
-        )
+        try:
+            if reading is not None and reading.refill_rate is None:
+                reading = Reading(reading.tokens_left, reading.refill_in_ms, self.status().refill_rate or 0.0,
+                                  reading.timestamp_ms, reading.tokens_consumed)
+            result = self.ledger.reconcile(
+                reading,
+                reservation_id=reservation.id if reservation else "",
+                close=close,
+                refill_interval_ms=self.refill_interval_ms,
+                kind=reservation.kind if learn else "",
+                units=reservation.units if reservation else 1,
+                tokens_consumed=reading.tokens_consumed if learn else None,
+                is_sync=is_sync,
+            )
+        except LedgerUnavailableError:
+            # Keepa has charged the call, so the audit trail keeps its cost even though Redis
+            # could not take the reading. The reservation expires from the ledger as spent.
+            if reservation is not None and close:
+                reservation.closed = True
+            self._record(self._reading_kind(status, is_sync), endpoint=endpoint,
+                         reservation_id=reservation.id if reservation else "",
+                         estimated_cost=reservation.cost if reservation else None,
+                         actual_cost=reading.tokens_consumed if reading else None,
+                         refill_rate=reading.refill_rate if reading else None,
+                         task=reservation.task if reservation else self.task,
+                         message="Redis unavailable: the ledger did not take this reading")
+            raise
         if reservation is not None and close:
             reservation.closed = True
         self._record_reconcile(result, reading, reservation, endpoint=endpoint, status=status, is_sync=is_sync)
@@ -449,15 +463,9 @@ class TokenManager:
             "in_flight_total": result.in_flight_total,
             "task": reservation.task if reservation else self.task,
         }
-        if is_sync:
-            kind = TokenEvent.Kind.SYNC
-        elif status == 429:
-            kind = TokenEvent.Kind.NOT_ENOUGH_TOKENS
-        else:
-            kind = TokenEvent.Kind.RECONCILE
         message = {"applied": "", "stale": "older than the last reading: balance kept",
                    "no_reading": "no token fields: balance kept"}[result.outcome]
-        self._record(kind, message=message, **common)
+        self._record(self._reading_kind(status, is_sync), message=message, **common)
 
         # A rate change or drift explains the same response; its cost is already on the row above,
         # so the audit trail's actual costs add up to what Keepa charged.
@@ -473,6 +481,14 @@ class TokenManager:
             logger.log(level, "The token ledger drifted by %.2f tokens from Keepa's balance; corrected.", result.drift)
             self._record(TokenEvent.Kind.DRIFT_CORRECTED, **explanation,
                          message=f"ledger was {-result.drift:+.2f} tokens off Keepa's balance")
+
+    @staticmethod
+    def _reading_kind(status: int | None, is_sync: bool) -> str:
+        if is_sync:
+            return TokenEvent.Kind.SYNC
+        if status == 429:
+            return TokenEvent.Kind.NOT_ENOUGH_TOKENS
+        return TokenEvent.Kind.RECONCILE
 
     def _record(self, kind: str, **fields: Any) -> None:
         if self.audit:
