@@ -164,3 +164,22 @@ def celery_queue(redis_key_prefix):
     queue_key = f"{redis_key_prefix}:celery:celery"
     yield redis, queue_key
     redis.delete(queue_key)
+
+
+@pytest.fixture
+def default_deal_query(transactional_db):
+    """The deal query that the data migration ships, for transactional tests.
+
+    The flush that ends a transactional test deletes it, so the next one
+    creates it again. (serialized_rollback would do the same, but it fails on
+    content types that an earlier flush made anew.)
+    """
+    from importlib import import_module
+
+    from deals.models import DealQuery
+
+    migration = import_module("deals.migrations.0002_default_deal_query")
+    query, _ = DealQuery.objects.get_or_create(
+        name=migration.DEFAULT_QUERY_NAME, defaults={"selection": migration.DEFAULT_SELECTION, "is_active": True}
+    )
+    return query

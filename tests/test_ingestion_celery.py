@@ -23,9 +23,8 @@ from tokens.manager import TokenManager
 
 pytestmark = [
     pytest.mark.slow,
-    # serialized_rollback brings back the default deal query from the data
-    # migration after the flush that ends a transactional test.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("default_deal_query"),
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -107,8 +107,8 @@ def test_malformed_deals_skipped_by_reason_and_never_stored(ingest, keepa_sandbo
 
 
 @pytest.mark.slow
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_worker_killed_holding_lock_and_reservation(tmp_path):
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_holding_lock_and_reservation(tmp_path, default_deal_query):
     """SIGKILL while a deal call is in flight: the lock and the reservation expire, the run is closed as
     failed by the next run, which continues from the watermark and stores the rest once."""
     from tests.reliability.processes import SandboxProcess, SoakConfig, TaskSchedule, WorkerProcess, wait_until
@@ -135,7 +135,7 @@ def test_worker_killed_holding_lock_and_reservation(tmp_path):
         sandbox.control(add_deals=20, faults=["timeout:deal@next=1"])
 
         schedule.queue(["amazon-com-all"], max_queued=1)
-        lock_key = f"{prefix}:deals:ingestion-lock:1"
+        lock_key = f"{prefix}:deals:ingestion-lock:{default_deal_query.pk}"
         in_flight_key = f"{prefix}:tokens:in_flight"
         wait_until(lambda: client.exists(lock_key) and client.zcard(in_flight_key) == 1, 30, None,
                    "a run holding the lock and a reservation")

@@ -210,7 +210,8 @@ class TaskSchedule:
         from celery import Celery
 
         self.config = config
-        self.app = Celery("dealsite-soak", broker=config.redis_url)
+        # Not the current app: shared tasks queued later in this process must keep using dealsite's broker.
+        self.app = Celery("dealsite-soak", broker=config.redis_url, set_as_current=False)
         self.app.conf.broker_transport_options = {"global_keyprefix": f"{config.key_prefix}:celery:"}
         self.app.conf.broker_connection_timeout = 1
         self.app.conf.broker_connection_retry = False
