@@ -27,7 +27,7 @@ from tests.reliability.servers import PrivatePostgres, postgres_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 REFILL_INTERVAL_MS = 200
-# Each deal call waits this long in the sandbox, so the restart lands between pages.
+# Each deal call waits this long in the sandbox, so the outage starts between pages.
 LATENCY_MS = 400
 COMMAND_SECONDS = 90
 
@@ -53,11 +53,11 @@ def ingest_command(environment: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def wait_for(condition, seconds: float, what: str) -> None:
+def wait_for(condition, seconds: float, description: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {seconds} s waiting for {what}.")
+            raise AssertionError(f"Timed out after {seconds} s waiting for {description}.")
         time.sleep(0.05)
 
 
@@ -107,7 +107,7 @@ def test_postgres_outage_fails_run_cleanly_and_next_succeeds(tmp_path, postgres_
         status, pages, created = query_one(
             database_url, "SELECT status, pages_fetched, deals_created FROM deals_ingestionrun ORDER BY id LIMIT 1"
         )
-        assert status == "running"  # PostgreSQL was down when the run ended, so nobody could record it
+        assert status == "running"  # PostgreSQL was down when the run ended, so its end could not be saved
         assert pages >= 1
         stored = query_one(database_url, "SELECT count(*) FROM deals_deal")[0]
         assert stored == created  # the pages committed before the outage, each whole
