@@ -162,6 +162,7 @@ def test_token_endpoint_answers_429_in_deficit(slow_refill_sandbox):
 
     assert response.status_code == 429
     assert response.json()["tokensLeft"] == -5
+    assert slow_refill_sandbox.stats()["answers_429_by_endpoint"] == {"token": 1}
 
 
 def test_refill_over_http():

@@ -68,6 +68,7 @@ class SandboxApi:
         self._lock = threading.Lock()
         self.request_count = 0
         self.answers_429 = 0
+        self.answers_429_by_endpoint: Counter[str] = Counter()
         self.faults_injected = 0
         # Tokens charged for answers the client never got whole (timeout and truncated faults);
         # no client can report them, so an audit trail falls short of tokens_consumed_total by this much.
@@ -103,6 +104,7 @@ class SandboxApi:
                 "lowest_balance": self.bucket.lowest_balance,
                 "requests": self.request_count,
                 "answers_429": self.answers_429,
+                "answers_429_by_endpoint": dict(self.answers_429_by_endpoint),
                 "faults_injected": self.faults_injected,
                 "tokens_charged_unanswered": self.tokens_charged_unanswered,
                 "requests_by_endpoint": dict(self.requests_by_endpoint),
@@ -158,6 +160,7 @@ class SandboxApi:
         if not accepted:
             with self._lock:
                 self.answers_429 += 1
+                self.answers_429_by_endpoint[endpoint] += 1
             tokens = answers.token_fields(state, 0, started)
             return answers.error_answer(429, "Not enough tokens.", tokens, error_type="notEnoughToken")
 
@@ -173,6 +176,7 @@ class SandboxApi:
         if status == 429:
             with self._lock:
                 self.answers_429 += 1
+                self.answers_429_by_endpoint[endpoint] += 1
             return answers.error_answer(429, "Not enough tokens.", self._tokens(0, started), "notEnoughToken")
         if status is not None and status >= 500:
             return answers.bare_server_error(status)

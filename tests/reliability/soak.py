@@ -307,7 +307,10 @@ def _figures(options: SoakOptions, state: SoakState, sandbox_state: dict[str, An
         "audit_actual_total": invariants.audit_actual_total(),
         "answers_429": totals["answers_429"],
         "answers_429_after_plan_cut": state.unavoidable_429,
-        "answers_429_avoidable": totals["answers_429"] - state.unavoidable_429,
+        "answers_429_token_endpoint": totals["answers_429_by_endpoint"].get("token", 0),
+        "answers_429_avoidable": (
+            totals["answers_429"] - state.unavoidable_429 - totals["answers_429_by_endpoint"].get("token", 0)
+        ),
         "lowest_balance": totals["lowest_balance"],
         "requests": totals["requests"],
         "faults_injected_by_sandbox": totals["faults_injected"],
