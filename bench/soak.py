@@ -142,7 +142,7 @@ def report(arguments: argparse.Namespace, figures) -> int:
     print(f"Soak: {values.get('duration_seconds')} s under load, {values.get('workers')} workers, "
           f"{values.get('deal_queries')} deal queries, {values.get('database')}.")
     for name in ("deals_stored", "ingestion_runs", "tokens_consumed", "tokens_charged_unanswered",
-                 "audit_actual_total", "answers_429", "answers_429_after_plan_cut", "answers_429_token_endpoint",
+                 "audit_actual_total", "answers_429", "answers_429_after_change", "answers_429_token_endpoint",
                  "answers_429_avoidable", "lowest_balance", "requests", "refill_tokens_offered",
                  "time_efficiency", "wall_seconds"):
         print(f"  {name}: {values.get(name)}")

@@ -93,7 +93,8 @@ def check_tokens(state: dict[str, Any], max_deficit: float, *, unavoidable_429: 
     """The sandbox never went below the deficit floor, answered no avoidable 429, and the audit adds up to its total.
 
     unavoidable_429 counts the 429s answered right after a cut of the refill
-    rate, before any response could tell the ledger. A 429 from the free token
+    rate or a fourfold jump of every cost, before any response could tell the
+    ledger. A 429 from the free token
     endpoint is unavoidable too: after Redis lost the ledger, that endpoint is
     the only way to read the balance, and it costs nothing. Every other 429 is
     one the ledger should have avoided.

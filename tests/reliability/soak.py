@@ -87,7 +87,12 @@ def _plan_change(factor: float) -> Callable[[SoakState], str]:
 
 
 def _costs_times_four(state: SoakState) -> str:
+    before = state.sandbox.state()["answers_429"]
     state.sandbox.control(cost_multiplier=4)
+    # Calls granted on the old estimate are charged four times as much. Until their responses teach the
+    # ledger the new cost, Keepa's balance can reach zero before the ledger's does.
+    time.sleep(PLAN_CUT_SECONDS)
+    state.unavoidable_429 += state.sandbox.state()["answers_429"] - before
     return "every cost multiplied by 4"
 
 
@@ -306,7 +311,7 @@ def _figures(options: SoakOptions, state: SoakState, sandbox_state: dict[str, An
         "tokens_charged_unanswered": totals["tokens_charged_unanswered"],
         "audit_actual_total": invariants.audit_actual_total(),
         "answers_429": totals["answers_429"],
-        "answers_429_after_plan_cut": state.unavoidable_429,
+        "answers_429_after_change": state.unavoidable_429,
         "answers_429_token_endpoint": totals["answers_429_by_endpoint"].get("token", 0),
         "answers_429_avoidable": (
             totals["answers_429"] - state.unavoidable_429 - totals["answers_429_by_endpoint"].get("token", 0)
