@@ -29,6 +29,9 @@ MAX_CATEGORY_ID = 2**63 - 1
 MAX_INT32 = 2**31 - 1
 MIN_INT32 = -(2**31)
 
+# Length of the Deal.image_url column.
+IMAGE_URL_LENGTH = 300
+
 # A Keepa minute later than this is a corrupt value (year 2200 and later).
 MAX_KEEPA_MINUTES = 99_000_000
 
@@ -244,9 +247,11 @@ def _parent_asin(value: Any) -> str:
 
 def _image_url(value: Any) -> str:
     try:
-        return image_url(value) or ""
+        url = image_url(value) or ""
     except ValueError as error:
         raise InvalidDeal("invalid_image", str(error)) from None
+    # A name too long for the column is no real image; the deal is kept without one (its raw JSON keeps the name).
+    return url if len(url) <= IMAGE_URL_LENGTH else ""
 
 
 def _category_ids(value: Any) -> list[int]:

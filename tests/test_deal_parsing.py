@@ -120,6 +120,13 @@ def test_image_from_text():
     assert values["image_url"] == "https://m.media-amazon.com/images/I/41abcL.jpg"
 
 
+def test_overlong_image_name_left_blank():
+    values = parse_deal(raw_deal(image="x" * 400 + ".jpg"), CONTEXT)
+
+    assert values["image_url"] == ""
+    assert values["raw"]["image"].startswith("xxxx")
+
+
 def test_missing_image_is_blank():
     assert parse_deal(raw_deal(image=None), CONTEXT)["image_url"] == ""
 

@@ -269,6 +269,19 @@ def test_rerun_after_fault_completes_catalogue(ingest, keepa_sandbox, deal_query
     assert set(Deal.objects.values_list("asin", flat=True)) == keepa_sandbox.valid_asins()
 
 
+def test_long_error_kept_whole_beside_short_stop_reason(ingest, keepa_sandbox):
+    # PostgreSQL rejects a stop reason longer than its column; the error field takes any length.
+    keepa_sandbox.inject_fault("disconnect", next=2, endpoint="deal")
+
+    run = ingest()
+    run.refresh_from_db()
+
+    assert len(run.error) > 200
+    assert run.error.startswith("Page 0: Keepa deal failed to connect")
+    assert len(run.stop_reason) <= 200
+    assert run.stop_reason.endswith("…")
+
+
 def test_fault_on_first_page_fails_run(ingest, keepa_sandbox, deal_query):
     keepa_sandbox.inject_fault("503", next=2, endpoint="deal")
 

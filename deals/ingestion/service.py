@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import Truncator
 
 from deals.ingestion.calls import TokenGate, WaitCallback
 from deals.ingestion.enrichment import enrich_and_refresh
@@ -46,6 +47,7 @@ DEAL_PAGE_COST = 5.0
 
 # Errors after which another run cannot succeed until someone fixes the key, plan or URL.
 FATAL_ERRORS = (InvalidKeyError, PaymentRequiredError, NotFoundError)
+STOP_REASON_LENGTH = IngestionRun._meta.get_field("stop_reason").max_length
 # Statuses whose end is logged at INFO; partial and failed runs are warnings.
 FINE_STATUSES = {IngestionRun.Status.SUCCEEDED, IngestionRun.Status.SKIPPED}
 
@@ -395,7 +397,8 @@ class IngestionJob:
     def finish(self, status: str, reason: str, *, error: str = "") -> None:
         run = self.run_record
         run.status = status
-        run.stop_reason = reason or run.stop_reason
+        # The full text of an error goes to `error`; the stop reason is its first STOP_REASON_LENGTH characters.
+        run.stop_reason = Truncator(reason or run.stop_reason).chars(STOP_REASON_LENGTH)
         run.error = error or run.error
         run.skip_reasons = dict(self.skip_reasons)
         run.deals_skipped = sum(self.skip_reasons.values())
