@@ -154,15 +154,19 @@ class TestReconcileOverHttp:
                 assert keepa_sandbox.api_key not in getattr(event, field)
 
 
-@pytest.mark.django_db
-def test_redis_down_fails_closed(keepa_sandbox, keepa_client, settings):
+@pytest.fixture
+def closed_redis_caches(settings):
+    """CACHES with an alias "closed" that points at a port on 127.0.0.1 where no Redis listens."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    caches = {**settings.CACHES, "closed": {**settings.CACHES["default"],
-                                            "LOCATION": f"redis://127.0.0.1:{closed_port}/0"}}
+    return {**settings.CACHES, "closed": {**settings.CACHES["default"],
+                                          "LOCATION": f"redis://127.0.0.1:{closed_port}/0"}}
 
-    with override_settings(CACHES=caches):
+
+@pytest.mark.django_db
+def test_redis_down_fails_closed(keepa_sandbox, keepa_client, closed_redis_caches):
+    with override_settings(CACHES=closed_redis_caches):
         manager = TokenManager(keepa_sandbox.api_key, cache_alias="closed", client=keepa_client)
         keepa_client.response_hook = manager.observe
 
@@ -176,16 +180,11 @@ def test_redis_down_fails_closed(keepa_sandbox, keepa_client, settings):
 
 
 @pytest.mark.django_db
-def test_redis_down_after_call_keeps_cost_in_audit(keepa_sandbox, keepa_client, settings):
+def test_redis_down_after_call_keeps_cost_in_audit(keepa_sandbox, keepa_client, closed_redis_caches):
     # Keepa charged the call, so the audit trail must show its cost even when Redis cannot take the reading.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    caches = {**settings.CACHES, "closed": {**settings.CACHES["default"],
-                                            "LOCATION": f"redis://127.0.0.1:{closed_port}/0"}}
     response = keepa_client.deal(SELECTION)
 
-    with override_settings(CACHES=caches):
+    with override_settings(CACHES=closed_redis_caches):
         manager = TokenManager(keepa_sandbox.api_key, cache_alias="closed", client=keepa_client)
         with pytest.raises(LedgerUnavailableError):
             manager.update_after_call(response.token_state, endpoint="deal", status=200)
