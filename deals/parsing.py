@@ -67,7 +67,7 @@ class InvalidDeal(ValueError):
 
 @dataclass(frozen=True)
 class DealContext:
-    """What a deal's values depend on besides the deal itself."""
+    """Context that a deal's values depend on besides the deal object itself."""
 
     domain: int
     date_range: int

@@ -32,7 +32,7 @@ def _text(raw: Any) -> str:
 
 @dataclass(frozen=True)
 class ReserveResult:
-    """What the reserve script decided. `status` is granted, wait, empty, too_large or never."""
+    """Decision of the reserve script. `status` is granted, wait, empty, too_large or never."""
 
     status: str
     balance_before: float | None = None
@@ -45,7 +45,7 @@ class ReserveResult:
 
 @dataclass(frozen=True)
 class ReconcileResult:
-    """What a reading did. `outcome` is applied, stale or no_reading."""
+    """Effect of one reading on the ledger. `outcome` is applied, stale or no_reading."""
 
     outcome: str
     balance_before: float | None

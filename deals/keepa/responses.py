@@ -51,7 +51,7 @@ class TokenState:
 
 @dataclass(frozen=True)
 class CallOutcome:
-    """What one attempt of a Keepa call produced, as given to the client's response hook.
+    """Outcome of one attempt of a Keepa call, as given to the client's response hook.
 
     attempt counts from 1. token_state is None when the response carried no token fields
     (a bare 5xx, an HTML page, a timeout, an invalid key).
