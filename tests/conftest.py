@@ -43,20 +43,23 @@ def keepa_sandbox():
         yield server
 
 
-@pytest.fixture
-def keepa_client(keepa_sandbox):
+def sandbox_client(sandbox, **options):
+    """Return a KeepaClient for `sandbox` with short timeouts; `options` override the defaults."""
     from deals.keepa import KeepaClient
 
-    return KeepaClient(
-        keepa_sandbox.api_key,
-        base_url=keepa_sandbox.url,
-        domain=1,
-        connect_timeout=1.0,
-        read_timeout=2.0,
-        max_retries=2,
-        refill_interval_ms=SANDBOX_REFILL_INTERVAL_MS,
-        sleep=lambda seconds: None,
-    )
+    defaults = {
+        "base_url": sandbox.url,
+        "domain": 1,
+        "connect_timeout": 1.0,
+        "read_timeout": 2.0,
+        "refill_interval_ms": SANDBOX_REFILL_INTERVAL_MS,
+    }
+    return KeepaClient(sandbox.api_key, **{**defaults, **options})
+
+
+@pytest.fixture
+def keepa_client(keepa_sandbox):
+    return sandbox_client(keepa_sandbox, max_retries=2, sleep=lambda seconds: None)
 
 
 @pytest.fixture
@@ -111,19 +114,7 @@ def token_manager(ingest_settings):
 
 @pytest.fixture
 def ingest_client(keepa_sandbox, token_manager):
-    from deals.keepa import KeepaClient
-
-    return KeepaClient(
-        keepa_sandbox.api_key,
-        base_url=keepa_sandbox.url,
-        domain=1,
-        connect_timeout=1.0,
-        read_timeout=2.0,
-        max_retries=1,
-        retry_backoff=0.0,
-        refill_interval_ms=SANDBOX_REFILL_INTERVAL_MS,
-        response_hook=token_manager.observe,
-    )
+    return sandbox_client(keepa_sandbox, max_retries=1, retry_backoff=0.0, response_hook=token_manager.observe)
 
 
 @pytest.fixture
