@@ -1,7 +1,7 @@
 """Streaming CSV export of deals, for the admin action.
 
 Rows are written while the response is sent, from a database iterator, so an
-export of every deal never holds them all in memory.
+export of every deal never keeps them all in memory.
 """
 
 from __future__ import annotations

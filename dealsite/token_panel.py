@@ -1,4 +1,4 @@
-"""What the admin's token panel shows: the ledger's status from Redis and the balance from the audit trail."""
+"""Data for the admin's token panel: the ledger's status from Redis and the balance from the audit trail."""
 
 from __future__ import annotations
 

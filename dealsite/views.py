@@ -17,7 +17,7 @@ from dealsite.token_panel import token_panel_context
 def healthz(request: HttpRequest) -> JsonResponse:
     """Return every health check as JSON, with HTTP 200 unless a check fails (then 503).
 
-    Open to anyone, so that load balancers and monitors can poll it; it holds
+    Open to anyone, so that load balancers and monitors can poll it; it contains
     statuses and figures only, never the Keepa key or deal data.
     """
     results = health.run_checks()

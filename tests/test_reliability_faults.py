@@ -154,7 +154,7 @@ def test_worker_killed_holding_lock_and_reservation(tmp_path, default_deal_query
         assert abandoned.status == IngestionRun.Status.FAILED
         assert "Abandoned" in abandoned.stop_reason
         assert resumed.watermark_before == watermark
-        assert resumed.pages_fetched == 1  # page 0 holds the 20 new deals and reaches the old watermark
+        assert resumed.pages_fetched == 1  # page 0 contains the 20 new deals and reaches the old watermark
         valid = set(sandbox.state(asins=True)["valid_asins"])
         assert set(Deal.objects.values_list("asin", flat=True)) == valid
         assert Deal.objects.count() == len(valid)

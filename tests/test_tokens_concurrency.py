@@ -1,4 +1,4 @@
-"""Many processes and threads reserving against one ledger: the floor holds and every token is accounted for."""
+"""Many processes and threads reserving against one ledger: the floor is never passed, every token accounted for."""
 
 from __future__ import annotations
 

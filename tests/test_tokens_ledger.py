@@ -224,7 +224,7 @@ class TestExpiry:
     def test_dead_waiter_ticket_expires(self, make_manager):
         manager = make_manager(refill_interval_ms=100, ticket_grace_seconds=0.2)
         seed(manager, 0.0, refill_rate=600, refill_in=100)
-        # A waiter that is told to wait and then dies: it never comes back for its grant.
+        # A waiter that gets a wait time and then dies: it never comes back for its grant.
         dead = manager.ledger.reserve("dead-waiter", 100, grant=True, **manager._reserve_limits())
         assert dead.status == "wait"
         assert manager.status().waiter_count == 1

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_COST_PER_UNIT = {"deal": 5.0, "product": 1.0, "token": 0.0}
 
 # A waiter sleeps this much past the computed refill, so that Redis time has
-# passed it when the waiter asks again.
+# passed it when the waiter tries again.
 WAKE_MARGIN_SECONDS = 0.002
 # How long a waiter whose turn has come waits for a waiter ahead of it, due
 # at the same refill, to take its grant.
@@ -383,7 +383,7 @@ class TokenManager:
         return self.update_after_call(response.token_state, endpoint="token", status=200, is_sync=True)
 
     def status(self, *, sync_if_empty: bool = False) -> LedgerStatus:
-        """Return the ledger as Redis holds it. Never calls Keepa unless sync_if_empty and the ledger is empty."""
+        """Return the ledger as stored in Redis. Never calls Keepa unless sync_if_empty and the ledger is empty."""
         current = parse_status(self.ledger.snapshot(), self)
         if current.balance is None and sync_if_empty:
             self.sync_tokens(force=True)

@@ -53,7 +53,7 @@ class TokenGate:
     ) -> Response:
         """Make `call` under a reservation of the estimated cost.
 
-        Raise TokenRechargeError when the ledger asks for a wait and the run
+        Raise TokenRechargeError when the ledger requires a wait and the run
         may not wait (no wait_for_tokens, or optional work with may_wait False).
         """
         cost = self.estimate(kind, units, default)

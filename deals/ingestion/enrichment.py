@@ -1,8 +1,8 @@
 """Product calls after the deal pages: enrich the deals a run created, then refresh overdue ones.
 
-Both are optional work: a batch starts only when the ledger says there are
-enough tokens, and a batch that would have to wait ends the work for this
-run. Deals left over stay overdue and are picked up, oldest first, by a later
+Both are optional work: a batch starts only when the ledger reports enough
+tokens, and a batch that would have to wait ends the work for this run.
+Deals left over stay overdue and are picked up, oldest first, by a later
 run; clean_stale_deals reports them as a backlog instead of deleting them.
 """
 

@@ -158,7 +158,7 @@ def close_abandoned_runs(query: DealQuery) -> int:
 
 
 def record_skipped_run(query: DealQuery, options: IngestionOptions) -> IngestionRun:
-    logger.info("Ingestion of deal query %s skipped: another run holds its lock.", query.name)
+    logger.info("Ingestion of deal query %s skipped: another run has its lock.", query.name)
     now = timezone.now()
     return IngestionRun.objects.create(
         query=query,

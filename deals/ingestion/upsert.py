@@ -49,7 +49,7 @@ def newest_per_asin(rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]
 
 
 def upsert_deals(domain: int, rows: list[dict[str, Any]], *, dry_run: bool = False) -> UpsertResult:
-    """Insert or update one page of parsed deals of one domain. The caller holds the transaction.
+    """Insert or update one page of parsed deals of one domain. The caller opens the transaction.
 
     A copy older than the stored row (by lastUpdate) is left out and counted
     as older_than_stored, so an out-of-order page never rolls a deal back.

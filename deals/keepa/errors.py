@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class KeepaError(Exception):
     """A failed Keepa call.
 
-    retryable says whether the same call may succeed if made again later. The client itself
+    retryable tells whether the same call may succeed if made again later. The client itself
     repeats only timeouts, connection errors and 5xx answers.
     """
 
@@ -79,7 +79,7 @@ class ServerError(KeepaError):
 
 
 class KeepaTimeoutError(KeepaError):
-    """Keepa did not connect or answer within the timeout. The call may still have cost tokens."""
+    """Keepa did not connect or respond within the timeout. The call may still have cost tokens."""
 
     retryable = True
 

@@ -102,7 +102,7 @@ class TokenResponse(KeepaResponse):
 
 @dataclass(frozen=True)
 class DealResponse(KeepaResponse):
-    """One page of deals. `deals` holds the raw `dr` objects, unvalidated: some may be malformed."""
+    """One page of deals. `deals` contains the raw `dr` objects, unvalidated: some may be malformed."""
 
     deals: list[Any]
     category_ids: list[Any]

@@ -170,7 +170,7 @@ class SandboxServer:
         self.api.clear_faults()
 
     def stats(self) -> dict[str, Any]:
-        """Return the balance, tokens consumed in total, request count, count of 429 answers, lowest balance,
+        """Return the balance, tokens consumed in total, request count, count of 429 responses, lowest balance,
         and per-endpoint request counts."""
         return self.api.stats()
 

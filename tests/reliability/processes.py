@@ -1,4 +1,4 @@
-"""The processes of a reliability run: the Keepa sandbox, Celery workers, and the task schedule that stands in for beat.
+"""The processes of a reliability run: the Keepa sandbox, Celery workers, and the task schedule that replaces beat.
 
 Every process is a real subprocess of `manage.py` or `celery -A dealsite`,
 configured through its environment, so it reaches the private Redis and the

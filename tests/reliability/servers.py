@@ -94,7 +94,7 @@ class PrivateRedis:
         if keep_data:
             import redis
 
-            # SHUTDOWN closes the connection without an answer.
+            # SHUTDOWN closes the connection without a reply.
             with contextlib.suppress(redis.ConnectionError):
                 redis.Redis.from_url(self.url, socket_timeout=5).shutdown(save=True)
         else:

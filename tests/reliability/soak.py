@@ -52,7 +52,7 @@ class SoakState:
     faults_applied: list[str] = field(default_factory=list)
     # The sandbox's valid ASINs per domain when the faults ended: all of them must be stored.
     asins_before: dict[int, set[str]] = field(default_factory=dict)
-    # 429s answered right after a plan cut or the fourfold cost jump, before any response could inform the ledger.
+    # 429s returned right after a plan cut or the fourfold cost jump, before any response could inform the ledger.
     unavoidable_429: int = 0
 
     def new_worker(self) -> WorkerProcess:

@@ -71,7 +71,7 @@ if balance then
 end
 
 
--- 3. Close the reservation this response answered. Closing never refunds:
+-- 3. Close the reservation of the call that this response belongs to. Closing never refunds:
 --    a reading puts the balance right, and without one the call may have been charged.
 
 local reserved_cost = nil

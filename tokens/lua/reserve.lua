@@ -119,7 +119,7 @@ if #ahead > 0 then
 end
 
 
--- 6. Grant when the floor holds and every waiter ahead keeps what it needs.
+-- 6. Grant when the floor is kept and every waiter ahead keeps what it needs.
 
 local grantable = balance + EPSILON >= min_threshold and balance - cost + EPSILON >= max_deficit
 for _, ahead_cost in ipairs(ahead_costs) do
